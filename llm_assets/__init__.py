@@ -1,0 +1,1 @@
+"""llmops: the Dagster layer (assets, checks, one Definitions) over `llm_assets.core`."""

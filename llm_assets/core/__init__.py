@@ -1,0 +1,1 @@
+"""Pure domain logic. Nothing here imports dagster or the resources package."""

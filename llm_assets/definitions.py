@@ -1,0 +1,42 @@
+"""The one `dg.Definitions`: every asset, check, resource, job, sensor and schedule is wired here.
+
+Resources come from the environment so the same code runs on one machine and at scale:
+- `LLMOPS_S3_BUCKET` set: artifacts go to S3 (`LLMOPS_S3_ENDPOINT_URL` for MinIO or moto),
+  otherwise to `.llmops/artifacts` (or `$LLMOPS_HOME/artifacts`);
+- `MLFLOW_TRACKING_URI` set: that MLflow server, otherwise a SQLite store in `.llmops/`.
+"""
+
+import os
+
+import dagster as dg
+
+from llm_assets.assets import model
+from llm_assets.checks import prompt_corpus_is_valid
+from resources.artifact_store import ArtifactStore, LocalArtifactStore, S3ArtifactStore
+from resources.mlflow_tracking import MLflowTracking
+
+
+def artifact_store_from_env() -> ArtifactStore:
+    bucket = os.environ.get("LLMOPS_S3_BUCKET")
+    if bucket:
+        return S3ArtifactStore(bucket=bucket, endpoint_url=os.environ.get("LLMOPS_S3_ENDPOINT_URL") or None)
+    return LocalArtifactStore()
+
+
+def mlflow_from_env() -> MLflowTracking:
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    return MLflowTracking(tracking_uri=uri) if uri else MLflowTracking()
+
+
+lifecycle_job = dg.define_asset_job(
+    "lifecycle",
+    selection=dg.AssetSelection.all(),
+    description="The whole lifecycle on the configured base model: corpus, base model, and every step built so far.",
+)
+
+defs = dg.Definitions(
+    assets=dg.load_assets_from_modules([model]),
+    asset_checks=[prompt_corpus_is_valid],
+    jobs=[lifecycle_job],
+    resources={"artifact_store": artifact_store_from_env(), "mlflow": mlflow_from_env()},
+)

@@ -1,0 +1,5 @@
+"""ConfigurableResources for every external system the pipeline talks to."""
+from resources.artifact_store import ArtifactStore, IntegrityError, LocalArtifactStore, S3ArtifactStore
+from resources.mlflow_tracking import MLflowTracking
+
+__all__ = ["ArtifactStore", "IntegrityError", "LocalArtifactStore", "MLflowTracking", "S3ArtifactStore"]

@@ -1,0 +1,1 @@
+"""Drift and cost sensors, schedules."""

@@ -1,0 +1,1 @@
+"""The deployed endpoint (OpenAI-compatible app, serverless gateway)."""
