@@ -10,7 +10,7 @@ import os
 
 import dagster as dg
 
-from llm_assets.assets import model
+from llm_assets.assets import compression, model
 from llm_assets.checks import prompt_corpus_is_valid
 from resources.artifact_store import ArtifactStore, LocalArtifactStore, S3ArtifactStore
 from resources.mlflow_tracking import MLflowTracking
@@ -30,13 +30,19 @@ def mlflow_from_env() -> MLflowTracking:
 
 lifecycle_job = dg.define_asset_job(
     "lifecycle",
-    selection=dg.AssetSelection.all(),
-    description="The whole lifecycle on the configured base model: corpus, base model, and every step built so far.",
+    selection=dg.AssetSelection.assets(model.prompt_corpus, model.base_model),
+    description="The unpartitioned head of the lifecycle: prompt corpus and base model.",
+)
+variants_job = dg.define_asset_job(
+    "variants",
+    selection=dg.AssetSelection.assets(compression.compressed_model),
+    partitions_def=compression.variant_partitions,
+    description="Per variant (partition): build the compressed model.",
 )
 
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([model]),
+    assets=dg.load_assets_from_modules([model, compression]),
     asset_checks=[prompt_corpus_is_valid],
-    jobs=[lifecycle_job],
+    jobs=[lifecycle_job, variants_job],
     resources={"artifact_store": artifact_store_from_env(), "mlflow": mlflow_from_env()},
 )

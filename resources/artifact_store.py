@@ -19,14 +19,10 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from llm_assets.core.hashing import digest_of_files, sha256_bytes, sha256_file
+from llm_assets.core.hashing import IntegrityError, digest_of_files, sha256_bytes, sha256_file, verify_files
 from llm_assets.core.settings import default_artifact_root, llmops_home
 
 MANIFEST = "MANIFEST.json"
-
-
-class IntegrityError(RuntimeError):
-    """An object's bytes do not match the sha256 recorded when it was written."""
 
 
 class ArtifactNotFound(FileNotFoundError):
@@ -146,16 +142,7 @@ class ArtifactStore(dg.ConfigurableResource):
                     self._read_file(f"{prefix}/{rel}", local / rel)
                 stamp.write_text(manifest["digest"])
         if verify:
-            for rel, meta in manifest["files"].items():
-                path = local / rel
-                if not path.is_file():
-                    raise IntegrityError(f"artifact {self.uri(prefix)} lost file {rel}; re-materialize it")
-                actual = sha256_file(path)
-                if actual != meta["sha256"]:
-                    raise IntegrityError(
-                        f"artifact file {self.uri(prefix + '/' + rel)} is corrupted: sha256 {actual[:12]}… != "
-                        f"{meta['sha256'][:12]}… recorded at write time; re-materialize the asset that wrote it"
-                    )
+            verify_files(local, {rel: meta["sha256"] for rel, meta in manifest["files"].items()}, self.uri(prefix))
         return local
 
 

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("MLFLOW_ENABLE_TELEMETRY", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+# State the code writes by default (ORT optimized-model cache, S3 download cache) stays out of the repo.
+os.environ["LLMOPS_HOME"] = tempfile.mkdtemp(prefix="llmops-test-home-")
 
 import pytest  # noqa: E402
 
@@ -100,3 +103,28 @@ def moto_s3():
     server.start()
     yield f"http://127.0.0.1:{port}"
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def variant_store(tmp_path_factory, tiny_model_dir, mlflow_tracking):
+    """Every variant of the tiny model, materialized once through Dagster into one store.
+
+    Returns (store, {variant: materialization metadata}).
+    """
+    import dagster as dg
+
+    from llm_assets.assets.compression import CATALOGUE, compressed_model
+    from llm_assets.assets.model import base_model
+    from resources.artifact_store import LocalArtifactStore
+
+    store = LocalArtifactStore(root=str(tmp_path_factory.mktemp("variant_store")))
+    resources = {"artifact_store": store, "mlflow": mlflow_tracking}
+    assert dg.materialize([base_model], resources=resources, run_config={
+        "ops": {"base_model": {"config": {"source": str(tiny_model_dir)}}}}).success
+    metadata = {}
+    for variant in CATALOGUE.names:
+        result = dg.materialize([compressed_model], partition_key=variant, resources=resources, run_config={
+            "ops": {"compressed_model": {"config": {"thread_candidates": [1, 2], "sweep_tokens": 8}}}})
+        assert result.success
+        metadata[variant] = result.asset_materializations_for_node("compressed_model")[0].metadata
+    return store, metadata
