@@ -34,6 +34,10 @@ validate: install $(DAGSTER_HOME)/dagster.yaml
 
 demo: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster job execute -m llm_assets.definitions -j lifecycle
+	@# One run per variant partition, as a CI job would drive it.
+	for v in $$($(BIN)/python -m llm_assets.core.variants); do \
+	  $(BIN)/dagster asset materialize -m llm_assets.definitions --select compressed_model --partition $$v || exit 1; \
+	done
 	$(BIN)/python -m llm_assets.summary
 
 test: validate

