@@ -34,9 +34,11 @@ validate: install $(DAGSTER_HOME)/dagster.yaml
 
 demo: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster job execute -m llm_assets.definitions -j lifecycle
-	@# One run per variant partition, as a CI job would drive it.
+	@# One run per variant partition, as a CI job would drive it. A variant that fails its blocking
+	@# quality gate fails its run (dynamic int8 does, by design); the summary says which and why.
 	for v in $$($(BIN)/python -m llm_assets.core.variants); do \
-	  $(BIN)/dagster asset materialize -m llm_assets.definitions --select compressed_model --partition $$v || exit 1; \
+	  $(BIN)/dagster asset materialize -m llm_assets.definitions --select compressed_model,benchmark_results \
+	    --partition $$v || echo "run for $$v failed: see the summary below"; \
 	done
 	$(BIN)/python -m llm_assets.summary
 

@@ -1,5 +1,6 @@
 """Great Expectations-backed asset checks. Blocking checks stop bad data from flowing downstream."""
 
+import io
 import tempfile
 from pathlib import Path
 
@@ -7,8 +8,11 @@ import dagster as dg
 import pandas as pd
 
 from llm_assets.assets.common import read_latest
+from llm_assets.assets.benchmark import benchmark_results
+from llm_assets.assets.compression import CATALOGUE, variant_partitions
 from llm_assets.assets.model import prompt_corpus
-from llm_assets.core.validation import Validation, validate_corpus
+from llm_assets.core.validation import (Validation, validate_benchmark_sanity, validate_corpus,
+                                        validate_quality_budget)
 from resources.artifact_store import ArtifactStore
 
 
@@ -37,3 +41,31 @@ def prompt_corpus_is_valid(artifact_store: ArtifactStore) -> dg.AssetCheckResult
         path.write_bytes(artifact_store.get_bytes(latest["key"]))
         df = pd.read_parquet(path)
     return _result(validate_corpus(df), rows=len(df))
+
+
+def _benchmark_row(artifact_store: ArtifactStore, variant: str) -> pd.DataFrame:
+    latest = read_latest(artifact_store, "benchmark_results", variant)
+    return pd.read_parquet(io.BytesIO(artifact_store.get_bytes(latest["key"])))
+
+
+@dg.asset_check(asset=benchmark_results, blocking=True, partitions_def=variant_partitions)
+def benchmark_results_are_sane(context: dg.AssetCheckExecutionContext,
+                               artifact_store: ArtifactStore) -> dg.AssetCheckResult:
+    """Schema and types, no NaN, non-negative times and rates, p50 <= p95 <= p99 for TTFT/TPOT/ITL/e2e."""
+    df = _benchmark_row(artifact_store, context.partition_key)
+    concurrency = sorted(int(c[1:].split("_")[0]) for c in df.columns if c.startswith("c") and
+                         c.endswith("_requests_per_s") and c[1:].split("_")[0].isdigit())
+    return _result(validate_benchmark_sanity(df, concurrency), variant=context.partition_key)
+
+
+@dg.asset_check(asset=benchmark_results, blocking=True, partitions_def=variant_partitions)
+def benchmark_results_within_quality_budget(context: dg.AssetCheckExecutionContext,
+                                            artifact_store: ArtifactStore) -> dg.AssetCheckResult:
+    """Mean KL, perplexity increase and top-1 agreement against the reference within the budget
+    in variants.yaml. A variant that fails is never eligible for promotion."""
+    df = _benchmark_row(artifact_store, context.partition_key)
+    budget = CATALOGUE.quality_budget
+    return _result(validate_quality_budget(df, budget), variant=context.partition_key,
+                   budget=dg.MetadataValue.json(budget.model_dump()),
+                   actual=dg.MetadataValue.json({k: float(df[k].iloc[0]) for k in
+                                                 ("kl_mean", "ppl_increase_pct", "top1_agreement_pct")}))

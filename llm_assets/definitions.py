@@ -10,8 +10,9 @@ import os
 
 import dagster as dg
 
-from llm_assets.assets import compression, model
-from llm_assets.checks import prompt_corpus_is_valid
+from llm_assets.assets import benchmark, compression, model
+from llm_assets.checks import (benchmark_results_are_sane, benchmark_results_within_quality_budget,
+                               prompt_corpus_is_valid)
 from resources.artifact_store import ArtifactStore, LocalArtifactStore, S3ArtifactStore
 from resources.mlflow_tracking import MLflowTracking
 
@@ -35,14 +36,14 @@ lifecycle_job = dg.define_asset_job(
 )
 variants_job = dg.define_asset_job(
     "variants",
-    selection=dg.AssetSelection.assets(compression.compressed_model),
+    selection=dg.AssetSelection.assets(compression.compressed_model, benchmark.benchmark_results),
     partitions_def=compression.variant_partitions,
-    description="Per variant (partition): build the compressed model.",
+    description="Per variant (partition): build the compressed model, then benchmark and gate it.",
 )
 
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([model, compression]),
-    asset_checks=[prompt_corpus_is_valid],
+    assets=dg.load_assets_from_modules([model, compression, benchmark]),
+    asset_checks=[prompt_corpus_is_valid, benchmark_results_are_sane, benchmark_results_within_quality_budget],
     jobs=[lifecycle_job, variants_job],
     resources={"artifact_store": artifact_store_from_env(), "mlflow": mlflow_from_env()},
 )

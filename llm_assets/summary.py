@@ -19,6 +19,10 @@ VARIANT_COLUMNS = ["quantization", "weight_bytes", "size_ratio_to_fp32", "export
                    "threads", "thread_sweep_tokens_per_s", "reused"]
 
 
+BENCH_COLUMNS = ["gate_passed", "kl_mean", "ppl_increase_pct", "top1_agreement_pct", "greedy_exact_match_pct",
+                 "ttft_p95_s", "decode_tokens_per_s", "peak_rss_mb", "cold_total_s", "gate_failures"]
+
+
 def _raw(v):
     return getattr(v, "value", v)
 
@@ -52,6 +56,19 @@ def main() -> int:
     if rows:
         print("\ncompressed_model")
         print(pd.DataFrame(rows).to_markdown(index=False))
+    bench = []
+    for variant in load_catalogue().names:
+        mat = _latest(instance, "benchmark_results", variant)
+        if mat is None:
+            missing.append(f"benchmark_results[{variant}]")
+            continue
+        bench.append({"variant": variant, **{k: _raw(mat.metadata[k]) for k in BENCH_COLUMNS if k in mat.metadata}})
+    if bench:
+        print("\nbenchmark_results (quality vs the reference; latency for 32 output tokens)")
+        print(pd.DataFrame(bench).drop(columns="gate_failures", errors="ignore").round(3).to_markdown(index=False))
+        failed = [f"{b['variant']}: {'; '.join(b.get('gate_failures') or [])}" for b in bench if not b["gate_passed"]]
+        if failed:
+            print("\nfailed the quality gate (never eligible for promotion):\n  " + "\n  ".join(failed))
     if missing:
         print(f"\nnot materialized: {', '.join(missing)}")
     return 1 if missing else 0

@@ -128,3 +128,31 @@ def variant_store(tmp_path_factory, tiny_model_dir, mlflow_tracking):
         assert result.success
         metadata[variant] = result.asset_materializations_for_node("compressed_model")[0].metadata
     return store, metadata
+
+
+BENCH_CONFIG = {"quality_samples": 8, "match_tokens": 8, "latency_requests": 4, "max_new_tokens": 8,
+                "concurrency": [1, 2, 4], "throughput_requests": 4, "cold_start_runs": 1}
+
+
+@pytest.fixture(scope="session")
+def benchmark_store(variant_store, mlflow_tracking):
+    """benchmark_results (with its blocking checks) for every tiny variant, materialized once.
+
+    Returns (store, {variant: ExecuteInProcessResult})."""
+    import dagster as dg
+
+    from llm_assets.assets.benchmark import benchmark_results
+    from llm_assets.assets.compression import CATALOGUE
+    from llm_assets.assets.model import prompt_corpus
+    from llm_assets.checks import benchmark_results_are_sane, benchmark_results_within_quality_budget
+
+    store, _ = variant_store
+    resources = {"artifact_store": store, "mlflow": mlflow_tracking}
+    assert dg.materialize([prompt_corpus], resources=resources).success
+    results = {}
+    for variant in CATALOGUE.names:
+        results[variant] = dg.materialize(
+            [benchmark_results, benchmark_results_are_sane, benchmark_results_within_quality_budget],
+            partition_key=variant, resources=resources, raise_on_error=False,
+            run_config={"ops": {"benchmark_results": {"config": BENCH_CONFIG}}})
+    return store, results

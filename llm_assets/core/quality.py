@@ -64,14 +64,15 @@ def compare(reference: Engine, variant: Engine, samples: list[tuple[str, str]], 
         ids, start = teacher_forced_ids(reference, prompt, answer)
         targets = np.asarray(ids[start:])
         lr = _log_softmax(reference.logits(ids)[start - 1:-1])
-        lv = _log_softmax(variant.logits(ids)[start - 1:-1])
+        lv = lr if variant is reference else _log_softmax(variant.logits(ids)[start - 1:-1])
         rows = np.arange(len(targets))
         nll_ref.extend(-lr[rows, targets])
         nll_var.extend(-lv[rows, targets])
         kls.extend((np.exp(lr) * (lr - lv)).sum(-1))
         agree.extend(lr.argmax(-1) == lv.argmax(-1))
         prompt_ids = ids[:start]
-        exact += reference.generate(prompt_ids, greedy).token_ids == variant.generate(prompt_ids, greedy).token_ids
+        ref_tokens = reference.generate(prompt_ids, greedy).token_ids
+        exact += variant is reference or ref_tokens == variant.generate(prompt_ids, greedy).token_ids
         if progress:
             progress(i + 1, len(samples))
     ppl_ref, ppl_var = float(np.exp(np.mean(nll_ref))), float(np.exp(np.mean(nll_var)))

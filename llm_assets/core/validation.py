@@ -95,3 +95,56 @@ def validate_corpus(df: pd.DataFrame) -> Validation:
             validation.success = False
             validation.failures.append(msg)
     return validation
+
+
+# ---- benchmark_results ---------------------------------------------------------------
+LATENCY_METRICS = ("ttft", "tpot", "itl", "e2e")
+QUALITY_COLUMNS = ["perplexity", "reference_perplexity", "ppl_increase_pct", "kl_mean", "top1_agreement_pct",
+                   "greedy_exact_match_pct"]
+TIME_COLUMNS = [f"{m}_{s}_s" for m in LATENCY_METRICS for s in ("mean", "p50", "p95", "p99")] + [
+    "cold_import_s", "cold_load_s", "cold_first_token_s", "cold_total_s"]
+RATE_COLUMNS = ["prefill_tokens_per_s", "decode_tokens_per_s"]
+RESOURCE_COLUMNS = ["peak_rss_mb", "model_bytes"]
+
+
+def benchmark_columns(concurrency: list[int]) -> list[str]:
+    rates = RATE_COLUMNS + [f"c{c}_{k}" for c in concurrency for k in ("requests_per_s", "output_tokens_per_s")]
+    return ["variant", *QUALITY_COLUMNS, *TIME_COLUMNS, *rates, *RESOURCE_COLUMNS]
+
+
+def validate_benchmark_sanity(df: pd.DataFrame, concurrency: list[int]) -> Validation:
+    """Schema and types, no NaN, non-negative times and rates, p50 <= p95 <= p99 for every latency."""
+    import great_expectations as gx
+
+    E = gx.expectations
+    columns = benchmark_columns(concurrency)
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        return Validation(False, [f"benchmark table is missing columns {missing}"], [])
+    numeric = [c for c in columns if c != "variant"]
+    exps: list = [E.ExpectTableRowCountToBeBetween(min_value=1),
+                  E.ExpectColumnValuesToNotBeNull(column="variant")]
+    for c in numeric:
+        exps.append(E.ExpectColumnValuesToBeInTypeList(column=c, type_list=["float64", "int64", "float32", "int32"]))
+        exps.append(E.ExpectColumnValuesToNotBeNull(column=c))  # NaN is null to pandas
+        exps.append(E.ExpectColumnValuesToBeBetween(column=c, min_value=0))
+    for m in LATENCY_METRICS:
+        for lo, hi in (("p50", "p95"), ("p95", "p99")):
+            exps.append(E.ExpectColumnPairValuesAToBeGreaterThanB(column_A=f"{m}_{hi}_s", column_B=f"{m}_{lo}_s",
+                                                                  or_equal=True))
+    return run_suite(df, "benchmark_sanity", exps)
+
+
+def validate_quality_budget(df: pd.DataFrame, budget) -> Validation:
+    """Every row within the quality budget (a `core.quality.QualityBudget`)."""
+    import great_expectations as gx
+
+    E = gx.expectations
+    missing = [c for c in ("kl_mean", "ppl_increase_pct", "top1_agreement_pct") if c not in df.columns]
+    if missing:
+        return Validation(False, [f"benchmark table is missing quality columns {missing}"], [])
+    return run_suite(df, "quality_budget", [
+        E.ExpectColumnValuesToBeBetween(column="kl_mean", max_value=budget.max_kl),
+        E.ExpectColumnValuesToBeBetween(column="ppl_increase_pct", max_value=budget.max_ppl_increase_pct),
+        E.ExpectColumnValuesToBeBetween(column="top1_agreement_pct", min_value=budget.min_top1_agreement_pct),
+    ])
