@@ -10,10 +10,11 @@ import os
 
 import dagster as dg
 
-from llm_assets.assets import benchmark, compression, model
+from llm_assets.assets import benchmark, compression, deployment, model, registry
 from llm_assets.checks import (benchmark_results_are_sane, benchmark_results_within_quality_budget,
                                prompt_corpus_is_valid)
 from resources.artifact_store import ArtifactStore, LocalArtifactStore, S3ArtifactStore
+from resources.deploy_target import LocalServerlessTarget
 from resources.mlflow_tracking import MLflowTracking
 
 
@@ -34,6 +35,11 @@ lifecycle_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(model.prompt_corpus, model.base_model),
     description="The unpartitioned head of the lifecycle: prompt corpus and base model.",
 )
+release_job = dg.define_asset_job(
+    "release",
+    selection=dg.AssetSelection.assets(registry.champion_model, deployment.deployed_endpoint),
+    description="Promote the best gated variant to @champion and deploy it blue/green.",
+)
 variants_job = dg.define_asset_job(
     "variants",
     selection=dg.AssetSelection.assets(compression.compressed_model, benchmark.benchmark_results),
@@ -42,8 +48,9 @@ variants_job = dg.define_asset_job(
 )
 
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([model, compression, benchmark]),
+    assets=dg.load_assets_from_modules([model, compression, benchmark, registry, deployment]),
     asset_checks=[prompt_corpus_is_valid, benchmark_results_are_sane, benchmark_results_within_quality_budget],
-    jobs=[lifecycle_job, variants_job],
-    resources={"artifact_store": artifact_store_from_env(), "mlflow": mlflow_from_env()},
+    jobs=[lifecycle_job, variants_job, release_job],
+    resources={"artifact_store": artifact_store_from_env(), "mlflow": mlflow_from_env(),
+               "deploy_target": LocalServerlessTarget()},
 )

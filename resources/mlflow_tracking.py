@@ -95,3 +95,42 @@ class MLflowTracking(dg.ConfigurableResource):
             client.set_terminated(run.info.run_id, status="FAILED")
             raise
         client.set_terminated(run.info.run_id, status="FINISHED")
+
+    # ---- model registry -----------------------------------------------------
+    @property
+    def registered_model(self) -> str:
+        """One registered model per pipeline."""
+        return f"{self.experiment}-llm"
+
+    def get_alias(self, alias: str):
+        """The model version behind `alias`, or None."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client().get_model_version_by_alias(self.registered_model, alias)
+        except MlflowException:
+            return None
+
+    def set_alias(self, alias: str, version: str) -> None:
+        self.client().set_registered_model_alias(self.registered_model, alias, version)
+
+    def register_champion(self, source: str, run_id: str, tags: dict) -> tuple[str, str | None]:
+        """A new version with `tags`, alias `champion` moved to it, `previous` to the one it replaces.
+
+        Returns (new version, previous champion version or None).
+        """
+        from mlflow.exceptions import MlflowException
+
+        client = self.client()
+        try:
+            client.get_registered_model(self.registered_model)
+        except MlflowException:
+            client.create_registered_model(self.registered_model,
+                                           description="Champion LLM variants promoted by the llmops pipeline")
+        mv = client.create_model_version(self.registered_model, source=source, run_id=run_id,
+                                         tags={k: str(v) for k, v in tags.items()})
+        previous = self.get_alias("champion")
+        if previous is not None:
+            client.set_registered_model_alias(self.registered_model, "previous", previous.version)
+        client.set_registered_model_alias(self.registered_model, "champion", mv.version)
+        return mv.version, previous.version if previous else None

@@ -393,8 +393,9 @@ def create_app(settings: GatewaySettings, deployment: Deployment | None = None) 
         try:
             out = await pool.switch(dep)
         except (SmokeTestFailed, WorkerStartError) as exc:
-            return _err(409, f"rolled back, {pool.deployment.version if pool.deployment else 'nothing'} keeps "
-                             f"serving: {exc}", "smoke_test_failed")
+            serving = pool.deployment.version if pool.deployment else "nothing"
+            return _err(409, f"smoke test of {dep.version} failed ({exc}); rolled back: {serving} keeps serving",
+                        "smoke_test_failed")
         return out
 
     @app.get("/admin/status")

@@ -92,7 +92,7 @@ class WorkerPool:
         t0 = time.perf_counter()
         with open(log_path, "wb") as log:
             proc = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.PIPE, stderr=log,
-                                                        cwd=PROJECT_ROOT, env=env, start_new_session=True)
+                                                        cwd=PROJECT_ROOT, env=env)
         try:
             line = await asyncio.wait_for(proc.stdout.readline(), self.start_timeout_s)
         except asyncio.TimeoutError:

@@ -89,6 +89,21 @@ def build_app(engine, version: str, variant: str):
     return app
 
 
+def _exit_with_parent() -> None:
+    """A worker never outlives its gateway: if the parent dies (even by SIGKILL), exit."""
+    import os
+
+    parent = os.getppid()
+
+    def watch():
+        while True:
+            time.sleep(1)
+            if os.getppid() != parent:
+                os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model-dir", required=True)
@@ -99,6 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
 
     t0 = time.perf_counter()
+    _exit_with_parent()
     from llm_assets.core.engine import load_engine
 
     engine = load_engine(args.model_dir, threads=args.threads)

@@ -212,7 +212,7 @@ def test_blue_green_switch_and_rollback(model_dirs, tmp_path):
         data[len(data) // 2] ^= 0xFF
         (broken / "model.onnx").write_bytes(bytes(data))
         r = g.admin("POST", "/admin/deploy", json={"model_dir": str(broken), "version": "v3", "variant": "onnx-fp32"})
-        assert r.status_code == 409 and "rolled back, v2 keeps serving" in r.json()["error"]["message"]
+        assert r.status_code == 409 and "rolled back: v2 keeps serving" in r.json()["error"]["message"]
         assert "corrupted" in r.json()["error"]["message"]
         after = g.client.post("/v1/chat/completions", json=CHAT)
         assert after.status_code == 200 and after.headers["x-llmops-model-version"] == "v2"

@@ -45,12 +45,12 @@ def load_reference_prompts(store: ArtifactStore) -> pd.DataFrame:
     return df[df["set"] == "reference"].reset_index(drop=True)
 
 
-def latest_results(store: ArtifactStore) -> pd.DataFrame:
+def latest_results(store: ArtifactStore, exclude: str | None = None) -> pd.DataFrame:
     """The latest benchmark row of every variant that has one."""
     rows = []
     for v in CATALOGUE.names:
         key = f"benchmark_results/{v}/latest.json"
-        if store.exists(key):
+        if v != exclude and store.exists(key):
             rows.append(pd.read_parquet(io.BytesIO(store.get_bytes(store.get_json(key)["key"]))))
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 
@@ -114,13 +114,10 @@ def benchmark_results(context: dg.AssetExecutionContext, config: BenchmarkConfig
         df.to_parquet(path, index=False)
         key = f"benchmark_results/{variant}/{v_info['digest'][:16]}-{int(time.time())}/results.parquet"
         artifact_store.put_file(key, path)
-    publish_latest(artifact_store, "benchmark_results", {"key": key, "variant": variant,
-                                                          "gate_passed": not failures,
-                                                          "gate_failures": failures}, partition=variant)
     if failures:
         context.log.warning(f"{variant} fails the quality gate: {'; '.join(failures)}")
 
-    everyone = latest_results(artifact_store)
+    everyone = pd.concat([latest_results(artifact_store, exclude=variant), df], ignore_index=True)
     png = plots.quality_vs_latency_png(everyone)
     with mlflow.run(f"benchmark_results/{variant}", tags={"asset": "benchmark_results", "variant": variant,
                                                           "base_sha256": v_info["base_sha256"],
@@ -133,6 +130,9 @@ def benchmark_results(context: dg.AssetExecutionContext, config: BenchmarkConfig
             run.log_artifact(Path(d) / "quality_vs_latency.png")
             run.log_artifact(Path(d) / "results.csv")
 
+    publish_latest(artifact_store, "benchmark_results", {"key": key, "variant": variant, "gate_passed": not failures,
+                                                          "gate_failures": failures, "mlflow_run_id": run.run_id},
+                   partition=variant)
     shown = everyone[[c for c in SUMMARY_COLUMNS if c in everyone]].copy()
     return dg.MaterializeResult(
         metadata={
