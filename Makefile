@@ -12,7 +12,7 @@ export GX_ANALYTICS_ENABLED := false
 export MLFLOW_ENABLE_TELEMETRY := false
 export DO_NOT_TRACK := 1
 
-.PHONY: install demo test test-fast dev validate bench clean
+.PHONY: install demo test test-fast dev validate bench bench-tiny endpoint-stop ask clean
 
 # The stamp depends on pyproject.toml, so editing dependencies reinstalls.
 $(BIN)/.installed: pyproject.toml
@@ -40,6 +40,7 @@ demo: install $(DAGSTER_HOME)/dagster.yaml
 	  $(BIN)/dagster asset materialize -m llm_assets.definitions --select compressed_model,benchmark_results \
 	    --partition $$v || echo "run for $$v failed: see the summary below"; \
 	done
+	$(BIN)/dagster job execute -m llm_assets.definitions -j release
 	$(BIN)/python -m llm_assets.summary
 
 test: validate
@@ -52,5 +53,21 @@ test-fast: validate
 dev: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
-clean:
+# The endpoint outlives `make demo`: stop it (and its workers) with this.
+endpoint-stop: install
+	$(BIN)/python -m serving.cli stop
+
+# One question to the running endpoint: make ask Q="What is the capital of France?"
+ask: install
+	$(BIN)/python -m serving.cli ask "$(or $(Q),What is the capital of France?)"
+
+# Benchmarks (not tests): ratios measured side by side in one run. `bench` needs `make demo` first.
+bench: install
+	$(BIN)/python -m benchmarks.engine
+	$(BIN)/python -m benchmarks.serving
+
+bench-tiny: install
+	$(BIN)/python -m benchmarks.engine --tiny
+
+clean: endpoint-stop
 	rm -rf $(STATE)

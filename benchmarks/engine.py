@@ -56,7 +56,7 @@ def variant_dirs_from_store() -> dict[str, Path]:
 
 def variant_dirs_tiny(work: Path) -> dict[str, Path]:
     from llm_assets.core import compress
-    from tests.conftest import build_tiny_model
+    from tests.support import build_tiny_model
 
     base = work / "base"
     build_tiny_model(base)

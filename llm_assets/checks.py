@@ -2,6 +2,7 @@
 
 import io
 import tempfile
+import warnings
 from pathlib import Path
 
 import dagster as dg
@@ -14,6 +15,9 @@ from llm_assets.assets.model import prompt_corpus
 from llm_assets.core.validation import (Validation, validate_benchmark_sanity, validate_corpus,
                                         validate_quality_budget)
 from resources.artifact_store import ArtifactStore
+
+# Partitioned asset checks (one evaluation per variant) are a preview feature of dagster 1.13.
+warnings.filterwarnings("ignore", category=dg.PreviewWarning, message=".*partitions_def on an AssetCheckSpec")
 
 
 def _result(validation: Validation, **metadata) -> dg.AssetCheckResult:

@@ -11,67 +11,70 @@ import pandas as pd
 
 from llm_assets.core.variants import load_catalogue
 
-SHOWN = [
-    ("prompt_corpus", ["reference_prompts", "shifted_prompts", "uri"]),
-    ("base_model", ["source", "architecture", "parameters", "bytes", "sha256", "load_seconds", "smoke_answer", "uri"]),
-]
-VARIANT_COLUMNS = ["quantization", "weight_bytes", "size_ratio_to_fp32", "export_seconds", "quantization_seconds",
-                   "threads", "thread_sweep_tokens_per_s", "reused"]
-
-
-BENCH_COLUMNS = ["gate_passed", "kl_mean", "ppl_increase_pct", "top1_agreement_pct", "greedy_exact_match_pct",
-                 "ttft_p95_s", "decode_tokens_per_s", "peak_rss_mb", "cold_total_s", "gate_failures"]
+# (asset, metadata keys), in lifecycle order; partitioned assets print one table row per variant.
+SINGLE = {
+    "prompt_corpus": ["reference_prompts", "shifted_prompts", "uri"],
+    "base_model": ["source", "architecture", "parameters", "bytes", "sha256", "load_seconds", "smoke_answer", "uri"],
+    "champion_model": ["champion", "registered_model", "version", "previous_version"],
+    "deployed_endpoint": ["url", "version", "variant", "cold_start_s", "sample_answer"],
+}
+PARTITIONED = {
+    "compressed_model": ["quantization", "weight_bytes", "size_ratio_to_fp32", "export_seconds",
+                         "quantization_seconds", "threads", "thread_sweep_tokens_per_s", "reused"],
+    "benchmark_results": ["gate_passed", "kl_mean", "ppl_increase_pct", "top1_agreement_pct",
+                          "greedy_exact_match_pct", "ttft_p95_s", "decode_tokens_per_s", "peak_rss_mb",
+                          "cold_total_s", "gate_failures"],
+}
+ORDER = ["prompt_corpus", "base_model", "compressed_model", "benchmark_results", "champion_model",
+         "deployed_endpoint"]
 
 
 def _raw(v):
     return getattr(v, "value", v)
 
 
-def _latest(instance: dg.DagsterInstance, asset: str, partition: str | None = None):
+def _metadata(instance: dg.DagsterInstance, asset: str, keys: list[str], partition: str | None = None):
     flt = dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition] if partition else None)
     records = instance.fetch_materializations(flt, limit=1).records
-    return records[0].asset_materialization if records else None
+    if not records:
+        return None
+    md = records[0].asset_materialization.metadata
+    return {k: _raw(md[k]) for k in keys if k in md}
 
 
 def main() -> int:
     instance = dg.DagsterInstance.get()
     missing = []
-    for asset, keys in SHOWN:
-        mat = _latest(instance, asset)
-        if mat is None:
-            missing.append(asset)
-            continue
-        print(asset)
-        for k in keys:
-            if k in mat.metadata:
-                v = _raw(mat.metadata[k])
+    for asset in ORDER:
+        if asset in SINGLE:
+            values = _metadata(instance, asset, SINGLE[asset])
+            if values is None:
+                missing.append(asset)
+                continue
+            print(f"\n{asset}")
+            for k, v in values.items():
                 print(f"  {k:<18} {v:,}" if isinstance(v, int) and not isinstance(v, bool) else f"  {k:<18} {v}")
-    rows = []
-    for variant in load_catalogue().names:
-        mat = _latest(instance, "compressed_model", variant)
-        if mat is None:
-            missing.append(f"compressed_model[{variant}]")
             continue
-        rows.append({"variant": variant, **{k: _raw(mat.metadata[k]) for k in VARIANT_COLUMNS if k in mat.metadata}})
-    if rows:
-        print("\ncompressed_model")
-        print(pd.DataFrame(rows).to_markdown(index=False))
-    bench = []
-    for variant in load_catalogue().names:
-        mat = _latest(instance, "benchmark_results", variant)
-        if mat is None:
-            missing.append(f"benchmark_results[{variant}]")
-            continue
-        bench.append({"variant": variant, **{k: _raw(mat.metadata[k]) for k in BENCH_COLUMNS if k in mat.metadata}})
-    if bench:
-        print("\nbenchmark_results (quality vs the reference; latency for 32 output tokens)")
-        print(pd.DataFrame(bench).drop(columns="gate_failures", errors="ignore").round(3).to_markdown(index=False))
-        failed = [f"{b['variant']}: {'; '.join(b.get('gate_failures') or [])}" for b in bench if not b["gate_passed"]]
-        if failed:
-            print("\nfailed the quality gate (never eligible for promotion):\n  " + "\n  ".join(failed))
+        rows = []
+        for variant in load_catalogue().names:
+            values = _metadata(instance, asset, PARTITIONED[asset], variant)
+            if values is None:
+                missing.append(f"{asset}[{variant}]")
+            else:
+                rows.append({"variant": variant, **values})
+        if rows:
+            table = pd.DataFrame(rows)
+            print(f"\n{asset}")
+            print(table.drop(columns="gate_failures", errors="ignore").round(3).to_markdown(index=False))
+            failed = [f"{r['variant']}: {'; '.join(r['gate_failures'] or [])}" for r in rows
+                      if r.get("gate_passed") is False]
+            if failed:
+                print("failed the quality gate (never eligible for promotion):\n  " + "\n  ".join(failed))
     if missing:
         print(f"\nnot materialized: {', '.join(missing)}")
-    return 1 if missing else 0
+        return 1
+    print("\ntry it:  make ask Q=\"Write a haiku about the sea\"   (stop it: make endpoint-stop)")
+    return 0
 
 
 if __name__ == "__main__":

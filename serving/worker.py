@@ -115,9 +115,14 @@ def main(argv: list[str] | None = None) -> None:
 
     t0 = time.perf_counter()
     _exit_with_parent()
+    # Import the web stack while the engine loads: ONNX Runtime's session creation releases the
+    # GIL, so the ~0.3 s of fastapi/uvicorn imports come off the cold start.
+    web = threading.Thread(target=lambda: __import__("serving.worker_web_imports"), daemon=True)
+    web.start()
     from llm_assets.core.engine import load_engine
 
     engine = load_engine(args.model_dir, threads=args.threads)
+    web.join()
     import uvicorn
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -9,7 +9,7 @@ import uvicorn
 
 from serving.gateway import GatewaySettings, create_app
 from serving.pool import Deployment
-from tests.conftest import free_port
+from tests.support import free_port
 
 
 class RunningGateway:

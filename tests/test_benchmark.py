@@ -135,3 +135,16 @@ def test_quality_budget_validation_names_metric_and_bound(benchmark_store):
     assert not v.success
     assert any("top1_agreement_pct" in f and f"min_value={CATALOGUE.quality_budget.min_top1_agreement_pct}" in f
                for f in v.failures)
+
+
+def test_cold_start_probe_measures_its_own_memory_not_the_parents(variant_store):
+    from llm_assets.core import measure
+
+    store, _ = variant_store
+    d = store.get_dir(read_latest(store, "compressed_model", "onnx-int4")["prefix"])
+    ballast = np.ones(200 * 1024 * 1024, dtype=np.float64)  # 1.6 GB resident in this (the parent) process
+    cold = measure.cold_start(d, threads=1, runs=1, serve_tokens=4)
+    assert ballast.sum() > 0
+    assert 20 < cold["cold_peak_rss_mb"] < 1000, cold
+    assert 0 < cold["cold_first_token_s"] < cold["cold_total_s"]
+    assert cold["cold_import_s"] + cold["cold_load_s"] + cold["cold_first_token_s"] <= cold["cold_total_s"]

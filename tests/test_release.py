@@ -17,7 +17,7 @@ from llm_assets.assets.registry import champion_model
 from llm_assets.core.selection import SLO, rank_candidates
 from resources.deploy_target import LocalServerlessTarget
 from resources.mlflow_tracking import MLflowTracking
-from tests.conftest import free_port
+from tests.support import free_port
 
 
 def test_rank_candidates_keeps_and_rejects_with_reasons():
