@@ -185,11 +185,13 @@ def test_min_warm_means_no_cold_request(model_dirs, tmp_path):
 
 
 def test_timeout_gives_504_and_the_worker_still_comes_up(model_dirs, tmp_path):
-    with RunningGateway(tmp_path, model_dirs["onnx-int4"], min_warm=0, request_timeout_s=0.3) as g:
-        r = g.client.post("/v1/chat/completions", json=CHAT)  # a cold start takes longer than 0.3 s
+    # A cold start (process spawn, Python, numpy and ONNX Runtime imports, session) takes far longer than
+    # 0.1 s; a warm one-token request on the tiny model takes a few milliseconds.
+    with RunningGateway(tmp_path, model_dirs["onnx-int4"], min_warm=0, request_timeout_s=0.1) as g:
+        r = g.client.post("/v1/chat/completions", json=CHAT)
         assert r.status_code == 504 and "timeout" in r.json()["error"]["message"]
         g.wait_for(lambda: g.warm() == 1, what="the worker the timed-out request started")
-        ok = g.client.post("/v1/chat/completions", json={**CHAT, "max_tokens": 2})
+        ok = g.client.post("/v1/chat/completions", json={**CHAT, "max_tokens": 1})
         assert ok.status_code == 200 and ok.headers["x-llmops-cold-start"] == "false"
 
 
@@ -218,3 +220,27 @@ def test_blue_green_switch_and_rollback(model_dirs, tmp_path):
         assert after.status_code == 200 and after.headers["x-llmops-model-version"] == "v2"
         assert g.admin("POST", "/admin/deploy", json={}).status_code == 422
         assert g.client.post("/admin/deploy", json={}).status_code == 401
+
+
+def test_worker_internal_api_rejects_bad_requests(model_dirs):
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "serving.worker", "--model-dir", str(model_dirs["onnx-int4"]),
+                             "--version", "w1", "--variant", "onnx-int4"], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL)
+    try:
+        port = int(proc.stdout.readline().split()[1])
+        url = f"http://127.0.0.1:{port}"
+        assert httpx.get(f"{url}/health").json()["version"] == "w1"
+        for body in (b"not json", b'{"prompt_ids": [], "max_tokens": 3}', b'{"prompt_ids": [1, "x"], "max_tokens": 3}',
+                     b'{"prompt_ids": [1, 2], "max_tokens": 0}', b'{"prompt_ids": [1], "max_tokens": 2, "top_p": 5}'):
+            r = httpx.post(f"{url}/generate", content=body)
+            assert r.status_code == 422 and r.json()["error"], body
+        assert httpx.get(f"{url}/nope").status_code == 404
+        lines = httpx.post(f"{url}/generate", json={"prompt_ids": [5, 6, 7], "max_tokens": 3}).text.splitlines()
+        events = [json.loads(x) for x in lines]
+        assert len(events) == 4 and events[-1]["done"] and events[-1]["output_tokens"] == 3
+    finally:
+        proc.terminate()
+        proc.wait(10)
