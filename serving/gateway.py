@@ -222,6 +222,7 @@ def create_app(settings: GatewaySettings, deployment: Deployment | None = None) 
                     metrics.ttft.observe(kw["ttft_s"])
             log(endpoint, status, cold=bool(cold), e2e_s=e2e, **record, **kw)
 
+        client = httpx.AsyncClient(timeout=httpx.Timeout(settings.request_timeout_s, connect=5))
         try:
             state["waiting"] += 1
             metrics.queue_depth.set(state["waiting"])
@@ -230,7 +231,6 @@ def create_app(settings: GatewaySettings, deployment: Deployment | None = None) 
             finally:
                 state["waiting"] -= 1
                 metrics.queue_depth.set(state["waiting"])
-            client = httpx.AsyncClient(timeout=httpx.Timeout(settings.request_timeout_s, connect=5))
             payload = {"prompt_ids": ids, "max_tokens": req.max_tokens, "temperature": req.temperature,
                        "top_p": req.top_p, "seed": req.seed}
             stream_cm = client.stream("POST", f"{worker.url}/generate", json=payload)
@@ -238,13 +238,16 @@ def create_app(settings: GatewaySettings, deployment: Deployment | None = None) 
             lines = resp.aiter_lines()
             first = await asyncio.wait_for(_next_event(lines), max(deadline - time.monotonic(), 0.001))
         except asyncio.TimeoutError:
+            await client.aclose()
             await finish(504, error="timeout before the first token")
             raise HTTPError(504, f"request exceeded its timeout of {settings.request_timeout_s}s before the first "
                                  f"token", "timeout") from None
         except WorkerStartError as exc:
+            await client.aclose()
             await finish(503, error=str(exc)[:500])
             raise HTTPError(503, str(exc), "service_unavailable") from None
         except (httpx.HTTPError, ConnectionError) as exc:
+            await client.aclose()
             await finish(502, error=str(exc)[:500])
             raise HTTPError(502, f"engine worker failed: {exc}", "worker_error") from None
         ttft = time.monotonic() - t0

@@ -7,7 +7,7 @@ import uuid
 import boto3
 import pytest
 
-from resources.artifact_store import ArtifactNotFound, IntegrityError, LocalArtifactStore, S3ArtifactStore
+from resources.artifact_store import ArtifactNotFound, IntegrityError, S3ArtifactStore
 
 
 def _tree(tmp_path):
