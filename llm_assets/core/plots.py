@@ -22,6 +22,7 @@ def quality_vs_latency_png(df: pd.DataFrame, latency_col: str = "e2e_p95_s") -> 
         ax.annotate(row["variant"], (row[latency_col], row["kl_mean"]), textcoords="offset points",
                     xytext=(6, 4), fontsize=9)
     ax.set_yscale("symlog", linthresh=1e-3)
+    ax.margins(x=0.18, y=0.12)  # room for the labels
     ax.set_xlabel(f"p95 end-to-end latency (s), {int(df['output_tokens_per_request'].iloc[0])} output tokens"
                   if "output_tokens_per_request" in df else "p95 latency (s)")
     ax.set_ylabel("mean KL to reference (nats/token)")
