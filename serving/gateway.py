@@ -344,9 +344,12 @@ def create_app(settings: GatewaySettings, deployment: Deployment | None = None) 
                             if piece:
                                 yield chunk(piece, None)
                             yield chunk(None, fin.get("finish_reason", "stop"))
+                            if not fin.get("stopped"):
+                                n_out = fin.get("output_tokens", n_out)  # the engine's count is exact
                         break
                     n_out += 1
-                    yield chunk(piece, None)
+                    if piece:
+                        yield chunk(piece, None)
                 yield "data: [DONE]\n\n"
             finally:
                 await close()

@@ -71,7 +71,7 @@ def build_app(engine, version: str, variant: str):
         def on_token(tok: int, piece: str) -> None:
             if cancel.is_set():
                 raise _Cancelled
-            loop.call_soon_threadsafe(queue.put_nowait, {"token": tok, "text": piece})
+            loop.call_soon_threadsafe(queue.put_nowait, {"token": tok, "text": piece})  # tok -1: trailing text
 
         def run() -> None:
             try:

@@ -89,8 +89,7 @@ def test_streaming_callback_sees_every_token_in_order(engines):
     e = engines["onnx-int4"]
     seen: list[tuple[int, str]] = []
     out = e.chat(CHAT, SamplingParams(max_new_tokens=16, stop_token_ids=[]), on_token=lambda t, s: seen.append((t, s)))
-    ids = [t for t, _ in seen]
-    assert ids == out.token_ids[: len(ids)] and len(ids) >= out.output_tokens - 1
+    assert [t for t, _ in seen if t >= 0] == out.token_ids  # every token, in order
     assert "".join(s for _, s in seen) == out.text
     assert out.ttft_s <= out.token_times_s[-1] <= out.total_s
     assert out.token_times_s == sorted(out.token_times_s)

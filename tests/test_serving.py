@@ -63,6 +63,8 @@ def test_every_route_streaming_and_not(gw, model_dirs):
     assert chunks[0]["choices"][0]["delta"] == {"role": "assistant"}
     assert chunks[-1]["choices"][0]["finish_reason"] in ("stop", "length")
     assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == expected.text
+    streamed = gw.traffic.rows()[-1]
+    assert streamed["output_tokens"] == expected.output_tokens and streamed["status"] == 200
 
     r = gw.client.post("/v1/completions", json={"prompt": "The capital of France is", "max_tokens": 6})
     assert r.status_code == 200 and r.json()["object"] == "text_completion"

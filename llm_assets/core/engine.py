@@ -29,6 +29,8 @@ VARIANT_FILE = "variant.json"
 MANIFEST_FILE = "MANIFEST.json"
 ONNX_FILE = "model.onnx"
 
+# Called once per generated token with (token id, the text it completes, possibly "");
+# and once more with id -1 if the output ends inside a multi-byte character.
 OnToken = Callable[[int, str], None]
 
 
@@ -206,8 +208,11 @@ class Engine:
             times.append(time.perf_counter() - t0)
             if on_token is not None:
                 new_text = self.tokenizer.decode(tokens)
-                # Hold back an incomplete UTF-8 sequence until the next token completes it.
-                if not new_text.endswith("\ufffd"):
+                # Every token is reported; an incomplete UTF-8 sequence is held back (piece "")
+                # until a later token completes it.
+                if new_text.endswith("\ufffd"):
+                    on_token(tok, "")
+                else:
                     on_token(tok, new_text[len(text):])
                     text = new_text
             if len(tokens) == params.max_new_tokens:
@@ -216,7 +221,7 @@ class Engine:
             last = logits[-1]
         final = self.tokenizer.decode(tokens)
         if on_token is not None and final != text and final.startswith(text):
-            on_token(tokens[-1], final[len(text):])
+            on_token(-1, final[len(text):])  # the output ended mid-character: flush it (no new token)
         total = time.perf_counter() - t0
         return Generation(prompt_tokens=len(prompt_ids), token_ids=tokens, text=final, finish_reason=finish,
                           ttft_s=times[0] if times else total, total_s=total, token_times_s=times)
