@@ -153,3 +153,23 @@ def test_deployed_endpoint_blue_green_rollback_and_cli(benchmark_store, tmp_path
             httpx.get(f"{url}/health", timeout=2)
     finally:
         target.stop()
+
+
+def test_champion_is_the_build_that_was_benchmarked(benchmark_store, tmp_path):
+    import shutil
+
+    from llm_assets.assets.common import publish_latest
+    from resources.artifact_store import LocalArtifactStore
+
+    store, _ = benchmark_store
+    own = LocalArtifactStore(root=str(tmp_path / "store"))
+    shutil.copytree(store.root, own.root)
+    measured = read_latest(own, "compressed_model", "torch-fp32")
+    # compressed_model rebuilt (say, from a new base) after the benchmark ran: not yet measured.
+    publish_latest(own, "compressed_model", {**measured, "prefix": "compressed_model/torch-fp32/unmeasured",
+                                             "digest": "0" * 64}, partition="torch-fp32")
+    reg = MLflowTracking(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", artifact_root=str(tmp_path / "mlruns"),
+                         experiment="measured-build")
+    assert _champion(own, reg, max_kl=0.0).success
+    champ = reg.get_alias("champion")
+    assert champ.tags["prefix"] == measured["prefix"] and champ.tags["variant_digest"] == measured["digest"]

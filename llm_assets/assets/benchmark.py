@@ -105,7 +105,7 @@ def benchmark_results(context: dg.AssetExecutionContext, config: BenchmarkConfig
         "peak_rss_mb": cold["cold_peak_rss_mb"],
         "model_bytes": int(manifest["total_bytes"]),
         "gate_passed": not failures, "gate_failures": "; ".join(failures),
-        "base_sha256": v_info["base_sha256"], "variant_digest": v_info["digest"],
+        "base_sha256": v_info["base_sha256"], "variant_digest": v_info["digest"], "variant_prefix": v_info["prefix"],
         "measured_at": pd.Timestamp.now(tz="UTC").isoformat(),
     }
     df = pd.DataFrame([row])

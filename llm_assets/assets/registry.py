@@ -38,21 +38,22 @@ def champion_model(context: dg.AssetExecutionContext, config: ChampionConfig, ar
         raise dg.Failure(description=f"no variant is eligible, registry untouched. {reasons}",
                          metadata={"candidates": shown, "slo": dg.MetadataValue.json(slo.model_dump())})
     pick = table.iloc[0]["variant"]
-    comp = read_latest(artifact_store, "compressed_model", pick)
     bench = read_latest(artifact_store, "benchmark_results", pick)
+    # Register the build that was measured, even if compressed_model has been rebuilt since.
     row = results.set_index("variant").loc[pick]
+    digest, prefix = row["variant_digest"], row["variant_prefix"]
     current = mlflow.get_alias("champion")
-    if current is not None and current.tags.get("variant_digest") == comp["digest"]:
-        context.log.info(f"{pick} (digest {comp['digest'][:12]}) is already champion version {current.version}")
+    if current is not None and current.tags.get("variant_digest") == digest:
+        context.log.info(f"{pick} (digest {digest[:12]}) is already champion version {current.version}")
         version, previous, changed = current.version, None, False
     else:
         with mlflow.run("champion_model", tags={"asset": "champion_model", "variant": pick}) as run:
             run.log_params({**slo.model_dump(), "objective": config.objective, "pick": pick})
             run.log_dict(table.to_dict("records"), "candidates.json")
             version, previous = mlflow.register_champion(
-                source=artifact_store.uri(comp["prefix"]), run_id=run.run_id,
-                tags={"variant": pick, "base_sha256": comp["base_sha256"], "variant_digest": comp["digest"],
-                      "prefix": comp["prefix"], "benchmark_run_id": bench.get("mlflow_run_id", ""),
+                source=artifact_store.uri(prefix), run_id=run.run_id,
+                tags={"variant": pick, "base_sha256": row["base_sha256"], "variant_digest": digest,
+                      "prefix": prefix, "benchmark_run_id": bench.get("mlflow_run_id", ""),
                       "threads": int(row["threads"])})
         changed = True
         context.log.info(f"registered {pick} as {mlflow.registered_model} version {version} @champion"
