@@ -140,6 +140,9 @@ class ArtifactStore(dg.ConfigurableResource):
                     shutil.rmtree(local)
                 for rel in manifest["files"]:
                     self._read_file(f"{prefix}/{rel}", local / rel)
+                # The same layout as a local store: the engine (and every worker started later from
+                # this cache) verifies the files against this manifest at load time.
+                (local / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
                 stamp.write_text(manifest["digest"])
         if verify:
             verify_files(local, {rel: meta["sha256"] for rel, meta in manifest["files"].items()}, self.uri(prefix))

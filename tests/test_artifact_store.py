@@ -2,6 +2,7 @@
 locally and in S3 (moto in server mode on 127.0.0.1)."""
 from __future__ import annotations
 
+import json
 import uuid
 
 import boto3
@@ -75,6 +76,10 @@ def test_s3_round_trip_and_corruption(tmp_path, moto_s3):
     assert out.is_relative_to(tmp_path / "cache")
     assert (out / "a.bin").read_bytes() == (src / "a.bin").read_bytes()
     assert store.get_manifest("models/v1")["digest"] == manifest["digest"]
+    # The cache carries the manifest, so the engine verifies S3-backed models at load time too.
+    from llm_assets.core.engine import MANIFEST_FILE
+
+    assert json.loads((out / MANIFEST_FILE).read_text())["files"] == manifest["files"]
 
     # Corrupt the object in the bucket behind the store's back, keeping its recorded sha256.
     client = boto3.client("s3", endpoint_url=moto_s3, region_name="us-east-1")
