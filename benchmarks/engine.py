@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from llm_assets.core import measure  # noqa: E402
 from llm_assets.core.engine import SamplingParams, load_engine  # noqa: E402
+from llm_assets.core.settings import subprocess_env  # noqa: E402
 from llm_assets.core.variants import load_catalogue  # noqa: E402
 
 PROMPTS = [
@@ -141,7 +142,7 @@ def optimum_cold_start(model_dir: Path, threads: int, runs: int) -> dict:
     """As `measure.cold_start`, for ORTModelForCausalLM: medians over fresh processes, launch to first token."""
     code = OPTIMUM_COLD
     samples = []
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TRANSFORMERS_VERBOSITY": "error"}
+    env = subprocess_env(TRANSFORMERS_VERBOSITY="error")
     for _ in range(runs):
         out = subprocess.run([sys.executable, "-c", code, str(model_dir), str(threads), repr(time.time())],
                              capture_output=True, text=True, env=env, cwd=ROOT)

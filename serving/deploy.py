@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from llm_assets.core.settings import PROJECT_ROOT, llmops_home
+from llm_assets.core.settings import PROJECT_ROOT, llmops_home, subprocess_env
 
 
 class DeployError(RuntimeError):
@@ -79,7 +79,7 @@ def ensure_gateway(deploy_dir: Path, settings: dict, start_timeout_s: float = 60
         stop_gateway(deploy_dir)
     admin_token(deploy_dir)
     (deploy_dir / "gateway.json").write_text(json.dumps(settings, indent=2))
-    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = subprocess_env()
     with open(deploy_dir / "gateway.log", "ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", "serving.gateway", "--deploy-dir", str(deploy_dir)],
                                 stdout=log, stderr=log, stdin=subprocess.DEVNULL, cwd=PROJECT_ROOT, env=env,

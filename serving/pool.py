@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from pathlib import Path
 import httpx
 
 from llm_assets.core.engine import ChatTokenizer
-from llm_assets.core.settings import PROJECT_ROOT
+from llm_assets.core.settings import PROJECT_ROOT, subprocess_env
 
 
 class WorkerStartError(RuntimeError):
@@ -88,7 +87,7 @@ class WorkerPool:
                "--variant", dep.variant]
         if dep.threads:
             cmd += ["--threads", str(dep.threads)]
-        env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        env = subprocess_env()
         t0 = time.perf_counter()
         with open(log_path, "wb") as log:
             proc = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.PIPE, stderr=log,
@@ -148,7 +147,7 @@ class WorkerPool:
                 await asyncio.wait_for(self.cond.wait(), remaining)
         # The start goes on even if this request gives up waiting (as a serverless instance keeps
         # initializing): the worker then joins the pool idle, warm for the next request.
-        task = asyncio.create_task(self._start_claimed(dep))
+        task = asyncio.create_task(self._start_worker(dep, claim=True))
         try:
             w = await asyncio.wait_for(asyncio.shield(task), max(deadline - time.monotonic(), 0.001))
         except asyncio.TimeoutError:
@@ -158,19 +157,22 @@ class WorkerPool:
             self.on_cold_start(w)
         return w, True
 
-    async def _start_claimed(self, dep: Deployment) -> Worker:
+    async def _start_worker(self, dep: Deployment, claim: bool) -> Worker:
+        """Start a worker the caller counted in `starting`; `claim` hands it to a waiting request (busy),
+        otherwise it joins the pool idle (warm)."""
         try:
             w = await self.spawn(dep)
         finally:
             async with self.cond:
                 self.starting -= 1
-                self.cond.notify_all()
-        w.busy = True
+                self.cond.notify_all()  # a failed start frees a slot for waiting requests
+        w.busy = claim
         async with self.cond:
             self.workers.append(w)
-            if dep is not self.deployment:  # switched while it started: serve this request, then retire
+            if dep is not self.deployment:  # switched while it started: serve at most this request, then retire
                 w.draining = True
             self.peak_busy = max(self.peak_busy, sum(x.busy for x in self.workers))
+            self.cond.notify_all()
         self._changed()
         return w
 
@@ -207,6 +209,7 @@ class WorkerPool:
             idle = sorted((w for w in live if not w.busy), key=lambda w: w.last_used)
             excess = len(live) - self.min_warm
             victims = [w for w in idle if now - w.last_used >= self.idle_timeout_s][:max(excess, 0)]
+            victims += [w for w in self.workers if w.draining and not w.busy]  # an old version left idle
             for w in victims:
                 self.workers.remove(w)
             need_warm = self.deployment is not None and len(live) + self.starting < self.min_warm
@@ -217,17 +220,7 @@ class WorkerPool:
         if victims:
             self._changed()
         if need_warm:
-            dep = self.deployment
-            try:
-                w = await self.spawn(dep)
-                async with self.cond:
-                    self.workers.append(w)
-                    w.draining = dep is not self.deployment
-                    self.cond.notify_all()
-                self._changed()
-            finally:
-                async with self.cond:
-                    self.starting -= 1
+            await self._start_worker(self.deployment, claim=False)
 
     async def switch(self, new: Deployment, smoke_prompt: str = "Say hello.") -> dict:
         """Blue/green: the new version on a fresh port, smoke-tested, then live; the old drains."""

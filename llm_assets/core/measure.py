@@ -10,7 +10,6 @@ Each is reported as mean, p50, p95, p99 (seconds).
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from typing import Callable
 import numpy as np
 
 from llm_assets.core.engine import Engine, Generation, SamplingParams
-from llm_assets.core.settings import PROJECT_ROOT
+from llm_assets.core.settings import PROJECT_ROOT, subprocess_env
 
 STATS = ("mean", "p50", "p95", "p99")
 
@@ -77,7 +76,7 @@ def cold_start(model_dir: str | Path, threads: int, runs: int = 3, serve_tokens:
     `total_s` runs from the moment the parent launches the process to the first token (interpreter
     start-up included); import, load and first-token times are measured inside the process.
     """
-    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = subprocess_env()
     samples = []
     for _ in range(runs):
         out = subprocess.run([sys.executable, "-m", "llm_assets.core.coldstart", str(model_dir), str(threads),

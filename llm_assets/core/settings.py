@@ -28,3 +28,9 @@ def default_mlflow_uri() -> str:
 
 def default_mlflow_artifact_root() -> str:
     return str(llmops_home() / "mlruns")
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """The environment for a child Python process that must import this project from anywhere."""
+    path = os.pathsep.join(p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH")) if p)
+    return {**os.environ, "PYTHONPATH": path, **extra}
