@@ -12,8 +12,8 @@ from llm_assets.assets.common import read_latest
 from llm_assets.assets.benchmark import benchmark_results
 from llm_assets.assets.compression import CATALOGUE, variant_partitions
 from llm_assets.assets.model import prompt_corpus
-from llm_assets.core.validation import (Validation, validate_benchmark_sanity, validate_corpus,
-                                        validate_quality_budget)
+from llm_assets.core.validation import (Validation, concurrency_levels, validate_benchmark_sanity,
+                                        validate_corpus, validate_quality_budget)
 from resources.artifact_store import ArtifactStore
 
 # Partitioned asset checks (one evaluation per variant) are a preview feature of dagster 1.13.
@@ -57,9 +57,7 @@ def benchmark_results_are_sane(context: dg.AssetCheckExecutionContext,
                                artifact_store: ArtifactStore) -> dg.AssetCheckResult:
     """Schema and types, no NaN, non-negative times and rates, p50 <= p95 <= p99 for TTFT/TPOT/ITL/e2e."""
     df = _benchmark_row(artifact_store, context.partition_key)
-    concurrency = sorted(int(c[1:].split("_")[0]) for c in df.columns if c.startswith("c") and
-                         c.endswith("_requests_per_s") and c[1:].split("_")[0].isdigit())
-    return _result(validate_benchmark_sanity(df, concurrency), variant=context.partition_key)
+    return _result(validate_benchmark_sanity(df, concurrency_levels(df)), variant=context.partition_key)
 
 
 @dg.asset_check(asset=benchmark_results, blocking=True, partitions_def=variant_partitions)

@@ -148,3 +148,10 @@ def test_cold_start_probe_measures_its_own_memory_not_the_parents(variant_store)
     assert 20 < cold["cold_peak_rss_mb"] < 1000, cold
     assert 0 < cold["cold_first_token_s"] < cold["cold_total_s"]
     assert cold["cold_import_s"] + cold["cold_load_s"] + cold["cold_first_token_s"] <= cold["cold_total_s"]
+
+
+def test_concurrency_levels_are_read_from_the_table(benchmark_store):
+    from llm_assets.core.validation import concurrency_levels
+
+    store, _ = benchmark_store
+    assert concurrency_levels(_row(store)) == sorted(BENCH_CONFIG["concurrency"])

@@ -27,9 +27,9 @@ class CompressConfig(dg.Config):
     force: bool = Field(default=False, description="Rebuild even if this base + recipe is already stored.")
 
 
-def _weight_bytes(files: dict) -> int:
-    return sum(m["bytes"] for name, m in files.items()
-               if name.endswith((".safetensors", ".onnx", ".onnx_data", ".onnx.data")))
+def _weight_bytes(sizes: dict[str, int]) -> int:
+    """Bytes of the weight files among `name -> bytes`."""
+    return sum(n for name, n in sizes.items() if name.endswith((".safetensors", ".onnx", ".onnx_data", ".onnx.data")))
 
 
 def _onnx_export(context, store: ArtifactStore, base: dict, base_dir: Path, untie: bool) -> tuple[Path, float]:
@@ -84,15 +84,15 @@ def compressed_model(context: dg.AssetExecutionContext, config: CompressConfig, 
             context.log.info(f"thread sweep over {config.thread_candidates}")
             threads, sweep = compress.thread_sweep(out, config.thread_candidates, tokens=config.sweep_tokens,
                                                    log=context.log.info)
-            files_bytes = {p.name: p.stat().st_size for p in out.iterdir() if p.is_file()}
-            weights = _weight_bytes({k: {"bytes": v} for k, v in files_bytes.items()})
+            weights = _weight_bytes({p.name: p.stat().st_size for p in out.iterdir() if p.is_file()})
+            fp32 = _weight_bytes({k: m["bytes"] for k, m in base_manifest["files"].items()})
             info = {
                 "variant": variant, "kind": spec.kind, "options": spec.model_dump(exclude={"name"}),
                 "optimization": spec.optimization, "base_sha256": base["sha256"], "base_prefix": base["prefix"],
                 "threads": threads, "thread_sweep_tokens_per_s": {str(k): v for k, v in sweep.items()},
                 "export_seconds": round(export_s, 2), "quantization_seconds": round(quant_s, 2),
                 "weight_bytes": weights,
-                "size_ratio_to_fp32": round(weights / _weight_bytes(base_manifest["files"]), 4),
+                "size_ratio_to_fp32": round(weights / fp32, 4),
                 "ops": ops, "tool_versions": compress.tool_versions(),
             }
             compress.write_variant_file(out, info)

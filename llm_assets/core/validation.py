@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -105,6 +106,11 @@ TIME_COLUMNS = [f"{m}_{s}_s" for m in LATENCY_METRICS for s in ("mean", "p50", "
     "cold_import_s", "cold_load_s", "cold_first_token_s", "cold_total_s"]
 RATE_COLUMNS = ["prefill_tokens_per_s", "decode_tokens_per_s"]
 RESOURCE_COLUMNS = ["peak_rss_mb", "model_bytes"]
+
+
+def concurrency_levels(df: pd.DataFrame) -> list[int]:
+    """The concurrency levels a benchmark table measured (its `c<N>_requests_per_s` columns)."""
+    return sorted(int(m[1]) for c in df.columns if (m := re.fullmatch(r"c(\d+)_requests_per_s", c)))
 
 
 def benchmark_columns(concurrency: list[int]) -> list[str]:
