@@ -1,5 +1,6 @@
 """The champion: the best gated variant by SLOs and objective, registered in MLflow under alias @champion."""
 import dagster as dg
+import pandas as pd
 from pydantic import Field
 
 from llm_assets.assets.benchmark import benchmark_results, latest_results
@@ -41,6 +42,9 @@ def champion_model(context: dg.AssetExecutionContext, config: ChampionConfig, ar
     bench = read_latest(artifact_store, "benchmark_results", pick)
     # Register the build that was measured, even if compressed_model has been rebuilt since.
     row = results.set_index("variant").loc[pick]
+    if pd.isna(row.get("variant_prefix")):
+        raise dg.Failure(f"the benchmark_results row of {pick} predates recording the measured build; "
+                         f"re-materialize benchmark_results[{pick}]")
     digest, prefix = row["variant_digest"], row["variant_prefix"]
     current = mlflow.get_alias("champion")
     if current is not None and current.tags.get("variant_digest") == digest:
